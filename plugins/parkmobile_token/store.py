@@ -1,0 +1,173 @@
+"""The MySQL table that holds ParkMobile tokens: store, clean up, create."""
+
+from __future__ import annotations
+
+import logging
+import re
+from contextlib import closing, contextmanager
+from datetime import datetime, timedelta
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+from parkmobile_token.clock import fingerprint, to_utc_naive, token_sha256, utcnow
+from parkmobile_token.config import DEFAULT_CLEANUP_WINDOW_S, DEFAULT_DB_CONN_ID, DEFAULT_TABLE
+from parkmobile_token.exceptions import InvalidTableNameError, TokenExpiredError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from airflow.providers.mysql.hooks.mysql import MySqlHook
+
+log = logging.getLogger(__name__)
+
+#: A table name is used in SQL text, so it must be a plain identifier: no quoting, no schema prefix.
+TABLE_NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+#: Pins the session to UTC, so nothing the server computes depends on its time_zone setting.
+UTC_SESSION = "SET time_zone = '+00:00'"
+DDL_RESOURCE = "pm_api_tokens.sql"
+_DUPLICATE_KEY = 1062
+
+
+def validate_table_name(name: str) -> str:
+    """Return ``name`` when it is a plain SQL identifier; raise otherwise, before any SQL is built."""
+    if not isinstance(name, str) or not TABLE_NAME_PATTERN.fullmatch(name):
+        raise InvalidTableNameError(
+            f"Table name {name!r} is not allowed: use letters, digits and underscores, "
+            "starting with a letter or underscore, at most 64 characters"
+        )
+    return name
+
+
+class TokenStore:
+    """
+    Read and write the token table through ``MySqlHook``.
+
+    Every statement takes its values as parameters and runs on a session pinned to UTC; no statement
+    is logged with its parameters.
+
+    :param mysql_conn_id: the Airflow connection of the MySQL database.
+    :param table: the token table; checked against :data:`TABLE_NAME_PATTERN`.
+    :param cleanup_window: rows expiring within this many seconds are removed by the cleanup.
+    :param delete_batch_size: rows deleted per statement, so the cleanup never holds long locks.
+    """
+
+    def __init__(
+        self,
+        mysql_conn_id: str = DEFAULT_DB_CONN_ID,
+        table: str = DEFAULT_TABLE,
+        *,
+        cleanup_window: int = DEFAULT_CLEANUP_WINDOW_S,
+        delete_batch_size: int = 1000,
+    ) -> None:
+        self.mysql_conn_id = mysql_conn_id
+        self.table = validate_table_name(table)
+        self.cleanup_window = cleanup_window
+        self.delete_batch_size = delete_batch_size
+
+    def get_hook(self) -> MySqlHook:
+        """Return a ``MySqlHook`` whose sessions run in UTC and never log statement parameters."""
+        from airflow.providers.mysql.hooks.mysql import MySqlHook
+
+        return MySqlHook(mysql_conn_id=self.mysql_conn_id, init_command=UTC_SESSION, log_sql=False)
+
+    @contextmanager
+    def connection(self) -> Iterator[Any]:
+        """Open a DB-API connection, rolled back unless committed, and always closed."""
+        with closing(self.get_hook().get_conn()) as conn:
+            try:
+                yield conn
+            except BaseException:
+                _rollback_quietly(conn)
+                raise
+
+    def store(
+        self, token: str, *, expires_at: datetime, token_type: str = "Bearer", scope: str | None = None
+    ) -> bool:
+        """
+        Insert a token once; return False when the same token was stored before.
+
+        :param token: the access token.
+        :param expires_at: when it expires, aware.
+        :param token_type: the token type, normally ``Bearer``.
+        :param scope: the scope the token was issued for.
+        :raises TokenExpiredError: the token expires within the cleanup window, so storing it would
+            only hand an expiring token to the clients.
+        """
+        now = utcnow()
+        if expires_at <= now + timedelta(seconds=self.cleanup_window):
+            raise TokenExpiredError(
+                f"The fetched token (fingerprint {fingerprint(token)}) expires at "
+                f"{expires_at:%Y-%m-%dT%H:%M:%SZ}, within the {self.cleanup_window} s cleanup window; "
+                "it is not stored. The next run fetches a new one"
+            )
+        # The expiry is floored to the second: a DATETIME never claims more lifetime than was issued.
+        expires = to_utc_naive(expires_at).replace(microsecond=0)
+        statement = (
+            f"INSERT INTO {self.table} (token, token_sha256, token_type, scope, expires, created_at) "  # noqa: S608
+            "VALUES (%s, %s, %s, %s, %s, UTC_TIMESTAMP())"
+        )
+        with self.connection() as conn:
+            try:
+                with closing(conn.cursor()) as cursor:
+                    cursor.execute(statement, (token, token_sha256(token), token_type, scope, expires))
+                conn.commit()
+            except Exception as err:
+                if _error_code(err) != _DUPLICATE_KEY:
+                    raise
+                _rollback_quietly(conn)
+                return False
+        return True
+
+    def delete_expiring(self, *, keep_sha256: str | None = None) -> int:
+        """
+        Delete the rows that expire within the cleanup window, in batches; return how many went.
+
+        A row stored less than a cleanup window ago is kept, so that no run deletes a token another
+        run has just stored.
+
+        :param keep_sha256: the SHA-256 of a token that must stay whatever its expiry.
+        """
+        statement = (
+            f"DELETE FROM {self.table} "  # noqa: S608
+            "WHERE expires <= UTC_TIMESTAMP() + INTERVAL %s SECOND "
+            "AND created_at < UTC_TIMESTAMP() - INTERVAL %s SECOND "
+            "AND token_sha256 <> %s ORDER BY expires LIMIT %s"
+        )
+        params = (self.cleanup_window, self.cleanup_window, keep_sha256 or "", self.delete_batch_size)
+        deleted = 0
+        with self.connection() as conn:
+            while True:
+                with closing(conn.cursor()) as cursor:
+                    cursor.execute(statement, params)
+                    batch = int(cursor.rowcount)
+                conn.commit()
+                deleted += batch
+                if batch < self.delete_batch_size:
+                    return deleted
+
+    def apply_schema(self) -> None:
+        """Create the token table (and its index) when it does not exist yet."""
+        with self.connection() as conn, closing(conn.cursor()) as cursor:
+            cursor.execute(render_ddl(self.table))
+            conn.commit()
+
+
+def render_ddl(table: str = DEFAULT_TABLE) -> str:
+    """Return the shipped DDL for the token table, under the given (checked) name."""
+    ddl = resources.files("parkmobile_token").joinpath("sql", DDL_RESOURCE).read_text("utf-8")
+    statement = "\n".join(line for line in ddl.splitlines() if not line.lstrip().startswith("--"))
+    return statement.replace(DEFAULT_TABLE, validate_table_name(table)).strip().rstrip(";")
+
+
+def _error_code(err: BaseException) -> int | None:
+    code = getattr(err, "errno", None)
+    if code is None and err.args and isinstance(err.args[0], int):
+        code = err.args[0]
+    return code
+
+
+def _rollback_quietly(conn: Any) -> None:
+    try:
+        conn.rollback()
+    except Exception:  # the connection is often already gone; the original error matters more
+        log.debug("Rollback failed after an error", exc_info=True)
