@@ -31,6 +31,8 @@ from parkmobile_token.response import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from airflow.sdk import Connection
     from requests import PreparedRequest, Response, Session
 
@@ -220,7 +222,7 @@ class ParkMobileAuthHook(HttpHook):
     # -- request --------------------------------------------------------------------------------
 
     def _send_with_retries(
-        self, session: Session, prepared: PreparedRequest, send_kwargs: dict[str, Any], min_lifetime: int
+        self, session: Session, prepared: PreparedRequest, send_kwargs: Mapping[str, Any], min_lifetime: int
     ) -> TokenResponse:
         policy = self.retry_policy or FetchRetryPolicy.from_config()
         retrying = tenacity.Retrying(
@@ -242,7 +244,7 @@ class ParkMobileAuthHook(HttpHook):
         self,
         session: Session,
         prepared: PreparedRequest,
-        send_kwargs: dict[str, Any],
+        send_kwargs: Mapping[str, Any],
         attempt_number: int,
         min_lifetime: int,
     ) -> TokenResponse:
