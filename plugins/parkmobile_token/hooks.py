@@ -336,7 +336,7 @@ class _RetryAfterOrBackoff(tenacity.wait.wait_base):
     def __init__(self, policy: FetchRetryPolicy) -> None:
         self._policy = policy
         self._backoff = tenacity.wait_exponential_jitter(
-            initial=policy.backoff_initial, max=policy.backoff_max, jitter=policy.jitter
+            multiplier=policy.backoff_initial, max=policy.backoff_max, jitter=policy.jitter
         )
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> float:
