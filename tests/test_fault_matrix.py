@@ -133,6 +133,28 @@ def test_connection_lost_during_the_store_leaves_exactly_one_row(
         assert "is already stored" in result.output
 
 
+@pytest.fixture
+def indian_server_time_zone(empty_token_table: TokenDatabase) -> Iterator[None]:
+    """Make +05:30 the time zone of every new MySQL session, as a server set up in India would."""
+    server = empty_token_table.server
+    conn = server.connect()
+    try:
+        cursor = conn.cursor()
+        cursor.execute("SELECT @@GLOBAL.time_zone")
+        [(original,)] = cursor.fetchall()
+        cursor.execute("SET GLOBAL time_zone = '+05:30'")
+        probe = server.connect()
+        probe_cursor = probe.cursor()
+        probe_cursor.execute("SELECT @@SESSION.time_zone")
+        assert probe_cursor.fetchall() == (("+05:30",),)
+        probe.close()
+        yield
+    finally:
+        conn.cursor().execute("SET GLOBAL time_zone = %s", (original,))
+        conn.close()
+
+
+@pytest.mark.usefixtures("indian_server_time_zone")
 def test_utc_holds_with_an_indian_session_time_zone_and_airflow_default_timezone(
     airflow: AirflowRunner, standin: Any, empty_token_table: TokenDatabase
 ) -> None:
@@ -146,7 +168,6 @@ def test_utc_holds_with_an_indian_session_time_zone_and_airflow_default_timezone
     ]:
         db.insert(name, expires_in_s=expires_in_s)
     env = {
-        "AIRFLOW_CONN_PARKMOBILE_DB": db.connection_json(extra={"init_command": "SET time_zone = '+05:30'"}),
         "AIRFLOW__CORE__DEFAULT_TIMEZONE": "Asia/Kolkata",
         "TZ": "Asia/Kolkata",
     }

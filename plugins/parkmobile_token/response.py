@@ -36,6 +36,8 @@ OAUTH_ERROR_CODES = frozenset(
 # body is never repeated.
 _ERROR_CODE_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _DIGITS = re.compile(r"[0-9]{1,10}")
+#: The longest lifetime accepted: ten digits of seconds, about 317 years, which any date can still hold.
+MAX_EXPIRES_IN = 9_999_999_999
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,7 @@ def parse_expires_in(value: Any) -> int | None:
         seconds = int(value.strip())
     else:
         return None
-    return seconds if seconds > 0 else None
+    return seconds if 0 < seconds <= MAX_EXPIRES_IN else None
 
 
 def error_for_status(

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from parkmobile_token.clock import fingerprint, to_utc_naive, token_sha256, utcnow
+from parkmobile_token.clock import fingerprint, isoformat_z, to_utc_naive, token_sha256, utcnow
 from parkmobile_token.config import DEFAULT_CLEANUP_WINDOW_S, DEFAULT_DB_CONN_ID, DEFAULT_TABLE
 from parkmobile_token.exceptions import InvalidTableNameError, TokenExpiredError
 
@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: A table name is used in SQL text, so it must be a plain identifier: no quoting, no schema prefix.
-TABLE_NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+#: At most 48 characters, so that the key names derived from it stay within MySQL's 64.
+TABLE_NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,47}")
 #: Pins the session to UTC, so nothing the server computes depends on its time_zone setting.
 UTC_SESSION = "SET time_zone = '+00:00'"
 DDL_RESOURCE = "pm_api_tokens.sql"
@@ -33,7 +34,7 @@ def validate_table_name(name: str) -> str:
     if not isinstance(name, str) or not TABLE_NAME_PATTERN.fullmatch(name):
         raise InvalidTableNameError(
             f"Table name {name!r} is not allowed: use letters, digits and underscores, "
-            "starting with a letter or underscore, at most 64 characters"
+            "starting with a letter or underscore, at most 48 characters"
         )
     return name
 
@@ -59,6 +60,10 @@ class TokenStore:
         cleanup_window: int = DEFAULT_CLEANUP_WINDOW_S,
         delete_batch_size: int = 1000,
     ) -> None:
+        if delete_batch_size < 1:
+            raise ValueError(f"delete_batch_size must be at least 1, got {delete_batch_size}")
+        if cleanup_window < 0:
+            raise ValueError(f"cleanup_window must not be negative, got {cleanup_window}")
         self.mysql_conn_id = mysql_conn_id
         self.table = validate_table_name(table)
         self.cleanup_window = cleanup_window
@@ -97,7 +102,7 @@ class TokenStore:
         if expires_at <= now + timedelta(seconds=self.cleanup_window):
             raise TokenExpiredError(
                 f"The fetched token (fingerprint {fingerprint(token)}) expires at "
-                f"{expires_at:%Y-%m-%dT%H:%M:%SZ}, within the {self.cleanup_window} s cleanup window; "
+                f"{isoformat_z(expires_at)}, within the {self.cleanup_window} s cleanup window; "
                 "it is not stored. The next run fetches a new one"
             )
         # The expiry is floored to the second: a DATETIME never claims more lifetime than was issued.
