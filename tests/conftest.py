@@ -28,7 +28,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
 REPO = Path(__file__).resolve().parent.parent
-ARTIFACTS = REPO / "test-artifacts"
+# Separate test sessions on one machine can each keep their own, e.g. PARKMOBILE_TEST_ARTIFACTS=/tmp/a.
+ARTIFACTS = Path(os.environ.get("PARKMOBILE_TEST_ARTIFACTS", REPO / "test-artifacts")).resolve()
 AIRFLOW_BIN = Path(sys.executable).parent / "airflow"
 DAG_ID = "update_parkmobile_token"
 
