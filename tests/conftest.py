@@ -27,6 +27,8 @@ from cryptography.fernet import Fernet
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from tests.faulty_tcp import FaultyForwarder
+
 REPO = Path(__file__).resolve().parent.parent
 # Separate test sessions on one machine can each keep their own, e.g. PARKMOBILE_TEST_ARTIFACTS=/tmp/a.
 ARTIFACTS = Path(os.environ.get("PARKMOBILE_TEST_ARTIFACTS", REPO / "test-artifacts")).resolve()
@@ -202,6 +204,17 @@ def connections_env(
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return env
+
+
+@pytest.fixture
+def forwarder(empty_token_table: TokenDatabase) -> Iterator[FaultyForwarder]:
+    """A TCP forwarder to the test MySQL that can refuse or cut connections on purpose."""
+    from tests.faulty_tcp import FaultyForwarder
+
+    server = empty_token_table.server
+    proxy = FaultyForwarder((server.host, server.port))
+    yield proxy
+    proxy.stop()
 
 
 @pytest.fixture(scope="session")

@@ -15,24 +15,17 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.conftest import AIRFLOW_BIN, ARTIFACTS, AirflowRunner, TokenDatabase, _airflow_base_env
-from tests.faulty_tcp import FaultyForwarder
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
+    from tests.faulty_tcp import FaultyForwarder
+
 pytestmark = pytest.mark.airflow
 
 ALL_DONE = {"fetch_token": "success", "store_token": "success", "delete_expiring_tokens": "success"}
 PRE_EXISTING = "valid-before-the-run"
-
-
-@pytest.fixture
-def forwarder(empty_token_table: TokenDatabase) -> Iterator[FaultyForwarder]:
-    server = empty_token_table.server
-    proxy = FaultyForwarder((server.host, server.port))
-    yield proxy
-    proxy.stop()
 
 
 def db_through(forwarder: FaultyForwarder, db: TokenDatabase, **extra: Any) -> dict[str, str]:

@@ -13,10 +13,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.conftest import CLIENT_SECRET, AirflowRunner, TokenDatabase
-from tests.faulty_tcp import FaultyForwarder
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from tests.faulty_tcp import FaultyForwarder
 
 pytestmark = pytest.mark.airflow
 
@@ -26,14 +25,6 @@ MASKER_LINE = "msg=MaskSecret(value="
 
 def lines_with(text: str, needle: str) -> list[str]:
     return [line for line in text.splitlines() if needle in line]
-
-
-@pytest.fixture
-def forwarder(empty_token_table: TokenDatabase) -> Iterator[FaultyForwarder]:
-    server = empty_token_table.server
-    proxy = FaultyForwarder((server.host, server.port))
-    yield proxy
-    proxy.stop()
 
 
 @pytest.mark.parametrize("auth_method", ["client_secret_post", "client_secret_basic"])
