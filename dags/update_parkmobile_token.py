@@ -12,19 +12,29 @@ from that table.
 * `store_token` inserts the token on connection `parkmobile_db`; a retry never stores it twice.
 * `delete_expiring_tokens` deletes the rows expiring within one minute, never this run's token. It
   does not run when the fetch or the store failed, so a failed refresh never removes a valid token.
+  It also purges refresh history older than `history_retention_days` and reports the time left on
+  the newest token as a metric.
+
+Every token request is recorded in the refresh history table `pm_api_token_refreshes` (outcome,
+HTTP status or error class, latency, lifetime, expiry, fingerprint; never the token), which
+`python -m parkmobile_token status` summarises. A failed run escalates only when
+`alert_after_failed_runs` runs in a row stored no token, or the newest token has less than
+`alert_when_token_left_s` left; the notifier is `alert_notifier` (default: one ERROR log line).
 
 **Configure**
 
 * `parkmobile_auth` (type `http`): host `auth.parkmobile.io`, schema `https`, login the client id,
   password the client secret. Extras: `auth_method` (`client_secret_post`, the default, or
   `client_secret_basic`), `scope`, `verify` (a CA bundle path), `proxies`, `timeout`.
-* `parkmobile_db` (type `mysql`): the database that holds the table `pm_api_tokens`
-  (create it with `python -m parkmobile_token init-db`).
+* `parkmobile_db` (type `mysql`): the database that holds the tables `pm_api_tokens` and
+  `pm_api_token_refreshes` (create both with `python -m parkmobile_token init-db`).
 * A Fernet key (`[core] fernet_key`): the token crosses from one task to the next encrypted with it,
   so no token is ever readable in XCom or the UI. Without a key the fetch refuses to run.
 * Optional `[parkmobile_token]` settings (or `AIRFLOW__PARKMOBILE_TOKEN__*` variables): `table`,
   `task_retries`, `task_retry_delay`, `fetch_max_attempts`, `fetch_backoff_initial`,
-  `fetch_backoff_max`, `fetch_max_elapsed`, `fetch_retry_after_cap`.
+  `fetch_backoff_max`, `fetch_max_elapsed`, `fetch_retry_after_cap`, `history_table`,
+  `history_retention_days`, `refresh_interval_s`, `alert_after_failed_runs`,
+  `alert_when_token_left_s`, `alert_notifier`, `alert_notifier_kwargs`.
 
 Triggering the DAG by hand does the same as a scheduled run.
 """
@@ -37,6 +47,8 @@ from airflow.sdk import DAG
 from airflow.sdk.configuration import conf
 
 from parkmobile_token.config import DEFAULT_TABLE, SECTION
+from parkmobile_token.history import DEFAULT_HISTORY_TABLE
+from parkmobile_token.notifications import FailureEscalation
 from parkmobile_token.operators import (
     ParkMobileTokenCleanupOperator,
     ParkMobileTokenOperator,
@@ -44,6 +56,7 @@ from parkmobile_token.operators import (
 )
 
 TABLE = conf.get(SECTION, "table", fallback=DEFAULT_TABLE)
+HISTORY_TABLE = conf.get(SECTION, "history_table", fallback=DEFAULT_HISTORY_TABLE)
 
 with DAG(
     dag_id="update_parkmobile_token",
@@ -63,9 +76,14 @@ with DAG(
     },
     tags=["parkmobile", "oauth2", "tokens"],
     doc_md=__doc__,
+    on_failure_callback=FailureEscalation(table=TABLE, history_table=HISTORY_TABLE),
 ) as dag:
-    fetch_token = ParkMobileTokenOperator(task_id="fetch_token")
-    store_token = ParkMobileTokenStoreOperator(task_id="store_token", table=TABLE)
-    delete_expiring_tokens = ParkMobileTokenCleanupOperator(task_id="delete_expiring_tokens", table=TABLE)
+    fetch_token = ParkMobileTokenOperator(task_id="fetch_token", history_table=HISTORY_TABLE)
+    store_token = ParkMobileTokenStoreOperator(
+        task_id="store_token", table=TABLE, history_table=HISTORY_TABLE
+    )
+    delete_expiring_tokens = ParkMobileTokenCleanupOperator(
+        task_id="delete_expiring_tokens", table=TABLE, history_table=HISTORY_TABLE
+    )
 
     fetch_token >> store_token >> delete_expiring_tokens

@@ -26,9 +26,10 @@ ensure_debs() {
         warn "not a Debian system: make sure the equivalents of these are installed: $*"
         return 0
     fi
-    local pkg missing=()
+    local pkg status missing=()
     for pkg in "$@"; do
-        if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q ' ok installed$'; then
+        status="$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)"
+        if [[ "$status" != *" ok installed" ]]; then
             missing+=("$pkg")
         fi
     done

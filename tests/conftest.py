@@ -314,3 +314,85 @@ def airflow(
     airflow_home: Path, fernet_key: str, standin: Any, empty_token_table: TokenDatabase
 ) -> AirflowRunner:
     return AirflowRunner(airflow_home, fernet_key, standin, empty_token_table)
+
+
+# -- refresh history ------------------------------------------------------------------------------
+
+HISTORY_TABLE = "pm_api_token_refreshes"
+HISTORY_COLUMNS = (
+    "id",
+    "attempted_at",
+    "dag_id",
+    "run_id",
+    "try_number",
+    "outcome",
+    "http_status",
+    "error_class",
+    "latency_ms",
+    "lifetime_s",
+    "expires",
+    "fingerprint",
+    "stored_at",
+    "short_lifetime",
+)
+
+
+def history_rows(db: TokenDatabase) -> list[dict[str, Any]]:
+    """Every row of the refresh history, oldest first."""
+    result = db.query(f"SELECT {', '.join(HISTORY_COLUMNS)} FROM {HISTORY_TABLE} ORDER BY id")
+    return [dict(zip(HISTORY_COLUMNS, row, strict=True)) for row in result]
+
+
+def insert_history(db: TokenDatabase, **values: Any) -> int:
+    """Insert one history row with the given columns (times as naive UTC datetimes); return its id."""
+    names = list(values)
+    placeholders = ", ".join(["%s"] * len(names))
+    db.query(
+        f"INSERT INTO {HISTORY_TABLE} ({', '.join(names)}) VALUES ({placeholders})",
+        tuple(values[name] for name in names),
+    )
+    [(row_id,)] = db.query(f"SELECT MAX(id) FROM {HISTORY_TABLE}")
+    return int(row_id)
+
+
+@pytest.fixture
+def empty_history_table(empty_token_table: TokenDatabase) -> TokenDatabase:
+    """The test database with an empty token table and an empty refresh history table."""
+    from parkmobile_token.history import render_history_ddl
+
+    empty_token_table.query(render_history_ddl(HISTORY_TABLE))
+    empty_token_table.query(f"DELETE FROM {HISTORY_TABLE}")
+    return empty_token_table
+
+
+# -- token page -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReaderAccount:
+    """A MySQL account that may read the refresh history and each column of the token table but ``token``."""
+
+    user: str
+    password: str
+
+    def connection_json(self, db: TokenDatabase) -> str:
+        return db.connection_json(login=self.user, password=self.password)
+
+
+@pytest.fixture(scope="session")
+def token_reader_account(token_db: TokenDatabase) -> Iterator[ReaderAccount]:
+    """The least the token page needs: it still works, so it never reads a token."""
+    from parkmobile_token.history import render_history_ddl
+
+    token_db.query(render_history_ddl(HISTORY_TABLE))
+    account = ReaderAccount(f"pm_ui_{uuid.uuid4().hex[:8]}", secrets.token_hex(12))
+    columns = "id, token_sha256, token_type, scope, expires, created_at"
+    grants = (
+        f"SELECT ({columns}) ON {token_db.name}.{token_db.table}",
+        f"SELECT ON {token_db.name}.{HISTORY_TABLE}",
+    )
+    token_db.query("CREATE USER %s@'%%' IDENTIFIED BY %s", (account.user, account.password))
+    for grant in grants:
+        token_db.query(f"GRANT {grant} TO %s@'%%'", (account.user,))
+    yield account
+    token_db.query("DROP USER IF EXISTS %s@'%%'", (account.user,))

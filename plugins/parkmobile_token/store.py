@@ -1,11 +1,12 @@
-"""The MySQL table that holds ParkMobile tokens: store, clean up, create."""
+"""The MySQL table that holds ParkMobile tokens: store, clean up, create, read the newest."""
 
 from __future__ import annotations
 
 import logging
 import re
 from contextlib import closing, contextmanager
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +40,58 @@ def validate_table_name(name: str) -> str:
     return name
 
 
-class TokenStore:
+class MySqlTable:
+    """
+    One table of the token job, reached through ``MySqlHook`` on a session pinned to UTC.
+
+    :param mysql_conn_id: the Airflow connection of the MySQL database.
+    :param table: the table; checked against :data:`TABLE_NAME_PATTERN`.
+    """
+
+    def __init__(self, mysql_conn_id: str, table: str) -> None:
+        self.mysql_conn_id = mysql_conn_id
+        self.table = validate_table_name(table)
+
+    def get_hook(self) -> MySqlHook:
+        """Return a ``MySqlHook`` whose sessions run in UTC and never log statement parameters."""
+        from airflow.providers.mysql.hooks.mysql import MySqlHook
+
+        return MySqlHook(mysql_conn_id=self.mysql_conn_id, init_command=UTC_SESSION, log_sql=False)
+
+    @contextmanager
+    def connection(self, *, autocommit: bool = False) -> Iterator[Any]:
+        """
+        Open a DB-API connection, rolled back unless committed, and always closed.
+
+        :param autocommit: commit each statement by itself, so that no ``COMMIT`` is ever sent.
+        """
+        hook = self.get_hook()
+        with closing(hook.get_conn()) as conn:
+            if autocommit:
+                hook.set_autocommit(conn, True)
+            try:
+                yield conn
+            except BaseException:
+                _rollback_quietly(conn)
+                raise
+
+
+@dataclass(frozen=True)
+class StoredToken:
+    """
+    What the token table says of one token, without the token.
+
+    :param fingerprint: the first 12 hex digits of the token's SHA-256.
+    :param expires: when it expires, aware UTC.
+    :param seconds_left: seconds from the database server's clock to ``expires``; negative once expired.
+    """
+
+    fingerprint: str
+    expires: datetime
+    seconds_left: int
+
+
+class TokenStore(MySqlTable):
     """
     Read and write the token table through ``MySqlHook``.
 
@@ -64,26 +116,9 @@ class TokenStore:
             raise ValueError(f"delete_batch_size must be at least 1, got {delete_batch_size}")
         if cleanup_window < 0:
             raise ValueError(f"cleanup_window must not be negative, got {cleanup_window}")
-        self.mysql_conn_id = mysql_conn_id
-        self.table = validate_table_name(table)
+        super().__init__(mysql_conn_id, table)
         self.cleanup_window = cleanup_window
         self.delete_batch_size = delete_batch_size
-
-    def get_hook(self) -> MySqlHook:
-        """Return a ``MySqlHook`` whose sessions run in UTC and never log statement parameters."""
-        from airflow.providers.mysql.hooks.mysql import MySqlHook
-
-        return MySqlHook(mysql_conn_id=self.mysql_conn_id, init_command=UTC_SESSION, log_sql=False)
-
-    @contextmanager
-    def connection(self) -> Iterator[Any]:
-        """Open a DB-API connection, rolled back unless committed, and always closed."""
-        with closing(self.get_hook().get_conn()) as conn:
-            try:
-                yield conn
-            except BaseException:
-                _rollback_quietly(conn)
-                raise
 
     def store(
         self, token: str, *, expires_at: datetime, token_type: str = "Bearer", scope: str | None = None
@@ -150,6 +185,30 @@ class TokenStore:
                 if batch < self.delete_batch_size:
                     return deleted
 
+    def newest(self, *, min_seconds_left: int | None = None) -> StoredToken | None:
+        """
+        Return the token that expires last, or None when the table holds none; one query.
+
+        :param min_seconds_left: only a token with at least this many seconds left counts; any token
+            when None.
+        """
+        statement = (
+            "SELECT token_sha256, expires, TIMESTAMPDIFF(SECOND, UTC_TIMESTAMP(), expires) "  # noqa: S608
+            f"FROM {self.table} "
+        )
+        params: tuple[Any, ...] = ()
+        if min_seconds_left is not None:
+            statement += "WHERE expires > UTC_TIMESTAMP() + INTERVAL %s SECOND "
+            params = (min_seconds_left,)
+        statement += "ORDER BY expires DESC LIMIT 1"
+        with self.connection() as conn, closing(conn.cursor()) as cursor:
+            cursor.execute(statement, params)
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        sha256, expires, seconds_left = row
+        return StoredToken(sha256[:12], expires.replace(tzinfo=UTC), int(seconds_left))
+
     def apply_schema(self) -> None:
         """Create the token table (and its index) when it does not exist yet."""
         with self.connection() as conn, closing(conn.cursor()) as cursor:
@@ -157,11 +216,19 @@ class TokenStore:
             conn.commit()
 
 
-def render_ddl(table: str = DEFAULT_TABLE) -> str:
-    """Return the shipped DDL for the token table, under the given (checked) name."""
-    ddl = resources.files("parkmobile_token").joinpath("sql", DDL_RESOURCE).read_text("utf-8")
+def render_ddl(
+    table: str = DEFAULT_TABLE, *, resource: str = DDL_RESOURCE, default: str = DEFAULT_TABLE
+) -> str:
+    """
+    Return a shipped DDL statement under the given (checked) table name.
+
+    :param table: the name to create the table under.
+    :param resource: the DDL file in the package's ``sql`` folder.
+    :param default: the table name the file uses, replaced by ``table``.
+    """
+    ddl = resources.files("parkmobile_token").joinpath("sql", resource).read_text("utf-8")
     statement = "\n".join(line for line in ddl.splitlines() if not line.lstrip().startswith("--"))
-    return statement.replace(DEFAULT_TABLE, validate_table_name(table)).strip().rstrip(";")
+    return statement.replace(default, validate_table_name(table)).strip().rstrip(";")
 
 
 def _error_code(err: BaseException) -> int | None:
