@@ -46,8 +46,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import DAG
 from airflow.sdk.configuration import conf
 
-from parkmobile_token.config import DEFAULT_TABLE, SECTION
-from parkmobile_token.history import DEFAULT_HISTORY_TABLE
+from parkmobile_token.config import DEFAULT_HISTORY_TABLE, DEFAULT_TABLE, SECTION
 from parkmobile_token.notifications import FailureEscalation
 from parkmobile_token.operators import (
     ParkMobileTokenCleanupOperator,

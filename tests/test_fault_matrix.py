@@ -76,7 +76,7 @@ def test_mysql_unreachable_at_store_time_is_retried_and_then_stores(
 ) -> None:
     db = empty_token_table
     db.insert(PRE_EXISTING, expires_in_s=1800)
-    forwarder.refuse_first = 1
+    forwarder.refuse_first = 2  # the history write, then the store
 
     result = airflow.dags_test(env=db_through(forwarder, db))
 
@@ -93,7 +93,7 @@ def test_token_that_expired_while_mysql_was_down_fails_clearly_and_deletes_nothi
     db.insert(PRE_EXISTING, expires_in_s=1800)
     db.insert("expiring-but-kept-because-the-store-failed", expires_in_s=20)
     standin.script([{"issue": True, "json": {"expires_in": 61}}])
-    forwarder.refuse_first = 1
+    forwarder.refuse_first = 2  # the history write, then the store
 
     result = airflow.dags_test(env=db_through(forwarder, db))
 

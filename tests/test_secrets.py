@@ -50,7 +50,7 @@ def test_debug_tasks_test_with_retries_and_a_failure_writes_no_secret(
 def test_debug_dags_test_with_retries_shows_no_token_and_the_secret_only_in_airflows_masker_line(
     airflow: AirflowRunner, standin: Any, empty_token_table: TokenDatabase, forwarder: FaultyForwarder
 ) -> None:
-    forwarder.refuse_first = 1
+    forwarder.refuse_first = 2  # the history write, then the store
     standin.script([{"status": 503}, {"issue": True}])
     env = {**DEBUG, "AIRFLOW_CONN_PARKMOBILE_DB": empty_token_table.connection_json(port=forwarder.port)}
 

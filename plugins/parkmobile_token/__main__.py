@@ -19,10 +19,15 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from parkmobile_token.clock import isoformat_z, utcnow
-from parkmobile_token.config import DEFAULT_CLEANUP_WINDOW_S, DEFAULT_DB_CONN_ID, DEFAULT_TABLE, SECTION
+from parkmobile_token.config import (
+    DEFAULT_CLEANUP_WINDOW_S,
+    DEFAULT_DB_CONN_ID,
+    DEFAULT_HISTORY_TABLE,
+    DEFAULT_TABLE,
+    SECTION,
+)
 from parkmobile_token.exceptions import ParkMobileTokenError
 from parkmobile_token.history import (
-    DEFAULT_HISTORY_TABLE,
     FAILED,
     STATUS_WINDOW,
     STORED,

@@ -14,6 +14,7 @@ SECTION = "parkmobile_token"
 DEFAULT_AUTH_CONN_ID = "parkmobile_auth"
 DEFAULT_DB_CONN_ID = "parkmobile_db"
 DEFAULT_TABLE = "pm_api_tokens"
+DEFAULT_HISTORY_TABLE = "pm_api_token_refreshes"
 DEFAULT_ENDPOINT = "connect/token"
 #: Rows whose ``expires`` falls within this many seconds from now are deleted by the cleanup.
 DEFAULT_CLEANUP_WINDOW_S = 60

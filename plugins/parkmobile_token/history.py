@@ -16,13 +16,12 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any
 
 from parkmobile_token.clock import to_utc_naive
-from parkmobile_token.config import DEFAULT_DB_CONN_ID, SECTION
+from parkmobile_token.config import DEFAULT_DB_CONN_ID, DEFAULT_HISTORY_TABLE, SECTION
 from parkmobile_token.store import MySqlTable, render_ddl, validate_table_name
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
-DEFAULT_HISTORY_TABLE = "pm_api_token_refreshes"
 HISTORY_DDL_RESOURCE = "pm_api_token_refreshes.sql"
 #: History rows attempted longer ago than this many days are purged by the cleanup task.
 DEFAULT_RETENTION_DAYS = 30

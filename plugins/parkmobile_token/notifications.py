@@ -24,9 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseNotifier
 
-from parkmobile_token.config import DEFAULT_DB_CONN_ID, DEFAULT_TABLE, SECTION
+from parkmobile_token.config import DEFAULT_DB_CONN_ID, DEFAULT_HISTORY_TABLE, DEFAULT_TABLE, SECTION
 from parkmobile_token.exceptions import ParkMobileTokenError
-from parkmobile_token.history import DEFAULT_HISTORY_TABLE
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping

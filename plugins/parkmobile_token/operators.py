@@ -20,27 +20,17 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from parkmobile_token import metrics
 from parkmobile_token.clock import utcnow
 from parkmobile_token.config import (
     DEFAULT_AUTH_CONN_ID,
     DEFAULT_CLEANUP_WINDOW_S,
     DEFAULT_DB_CONN_ID,
     DEFAULT_ENDPOINT,
+    DEFAULT_HISTORY_TABLE,
     DEFAULT_REQUEST_TIMEOUT_S,
     DEFAULT_TABLE,
 )
 from parkmobile_token.exceptions import ParkMobileTokenError, TokenEndpointError, TokenNotFetchedError
-from parkmobile_token.history import (
-    DEFAULT_HISTORY_TABLE,
-    FAILED,
-    FETCHED,
-    SHORT_LIFETIME_SHARE,
-    HistorySettings,
-    RefreshRecord,
-    is_short_lifetime,
-    schedule_interval_s,
-)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -128,6 +118,8 @@ class ParkMobileTokenOperator(BaseOperator):
         self.refresh_interval = refresh_interval
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from parkmobile_token import metrics
+        from parkmobile_token.history import FETCHED
         from parkmobile_token.hooks import ParkMobileAuthHook
         from parkmobile_token.sealing import seal_token
 
@@ -184,6 +176,8 @@ class ParkMobileTokenOperator(BaseOperator):
 
     def refresh_interval_s(self, context: Context) -> float:
         """Return the seconds between two scheduled refreshes: the argument, the timetable or the setting."""
+        from parkmobile_token.history import HistorySettings, schedule_interval_s
+
         if self.refresh_interval is not None:
             return float(self.refresh_interval)
         dag = context.get("dag")
@@ -193,6 +187,8 @@ class ParkMobileTokenOperator(BaseOperator):
         return HistorySettings.from_config().refresh_interval_s
 
     def _warn_of_short_lifetime(self, context: Context, token: TokenResponse) -> bool:
+        from parkmobile_token.history import SHORT_LIFETIME_SHARE, is_short_lifetime
+
         interval = self.refresh_interval_s(context)
         if not is_short_lifetime(token.expires_in, interval):
             return False
@@ -210,6 +206,9 @@ class ParkMobileTokenOperator(BaseOperator):
     def _record_failure(
         self, context: Context, err: Exception, attempted_at: datetime, latency_ms: int
     ) -> None:
+        from parkmobile_token import metrics
+        from parkmobile_token.history import FAILED
+
         status = err.status if isinstance(err, TokenEndpointError) else None
         error_class = (err.error_class if isinstance(err, TokenEndpointError) else None) or type(err).__name__
         metrics.fetch_failed(latency_ms=latency_ms, error_class=error_class)
@@ -224,6 +223,8 @@ class ParkMobileTokenOperator(BaseOperator):
 
     def _record(self, context: Context, **fields: Any) -> int | None:
         """Insert this attempt's history row and return its id; None, with a warning, when it fails."""
+        from parkmobile_token.history import RefreshRecord
+
         history = _history_or_none(self, self.mysql_conn_id, self.history_table)
         if history is None:
             return None
@@ -412,6 +413,8 @@ class ParkMobileTokenCleanupOperator(_FetchedTokenMixin, BaseOperator):
         return deleted
 
     def _purge_history(self) -> None:
+        from parkmobile_token.history import HistorySettings
+
         history = _history_or_none(self, self.mysql_conn_id, self.history_table, batch_size=self.batch_size)
         if history is None:
             return
@@ -426,6 +429,8 @@ class ParkMobileTokenCleanupOperator(_FetchedTokenMixin, BaseOperator):
         )
 
     def _report_time_left(self, store: Any) -> None:
+        from parkmobile_token import metrics
+
         try:
             newest = store.newest()
         except Exception as err:  # the metric is a report; the cleanup itself is done
