@@ -15,7 +15,8 @@ cd "$REPO_ROOT"
 
 UV_VERSION="0.13.8"
 APT_UPDATED=0
-SYSTEM_DEBS=(python3-venv python3-dev build-essential pkg-config default-libmysqlclient-dev)
+# chromium and its fonts: the token page test drives Debian's browser headless.
+SYSTEM_DEBS=(python3-venv python3-dev build-essential pkg-config default-libmysqlclient-dev chromium fonts-liberation)
 MYSQL_VERSION=""
 MYSQL_SOCKET=""
 MYSQL_LOGS=()
