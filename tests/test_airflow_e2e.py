@@ -14,9 +14,8 @@ from tests.conftest import AirflowRunner, TokenDatabase, auth_connection_json
 
 pytestmark = pytest.mark.airflow
 
-CASES = json.loads(
-    (Path(__file__).resolve().parents[2] / "shared" / "cases" / "token_endpoint.json").read_text()
-)
+# Cases from field reports of token endpoints: a copy of shared/cases/token_endpoint.json.
+CASES = json.loads((Path(__file__).resolve().parent / "data" / "token_endpoint.json").read_text())
 ALL_DONE = {"fetch_token": "success", "store_token": "success", "delete_expiring_tokens": "success"}
 
 
