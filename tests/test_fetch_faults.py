@@ -21,7 +21,8 @@ from parkmobile_token.clock import utcnow
 from parkmobile_token.config import MAX_RESPONSE_BYTES, FetchRetryPolicy
 from parkmobile_token.exceptions import ConnectionConfigError, OAuthErrorResponse, TokenEndpointError
 from parkmobile_token.hooks import ParkMobileAuthHook
-from tests.conftest import CLIENT_ID, CLIENT_SECRET, auth_connection_json
+from parkmobile_token.store import TokenStore
+from tests.conftest import CLIENT_ID, CLIENT_SECRET, TokenDatabase, auth_connection_json
 
 if TYPE_CHECKING:
     from parkmobile_token.response import TokenResponse
@@ -46,6 +47,19 @@ def attempt_lines(capfd: pytest.CaptureFixture[str]) -> list[tuple[int, str]]:
 def auth_env(monkeypatch: pytest.MonkeyPatch, standin: Any) -> pytest.MonkeyPatch:
     monkeypatch.setenv("AIRFLOW_CONN_PARKMOBILE_AUTH", auth_connection_json(standin))
     return monkeypatch
+
+
+@pytest.fixture
+def token_table(monkeypatch: pytest.MonkeyPatch, empty_token_table: TokenDatabase) -> TokenDatabase:
+    """The token table, reachable through ``parkmobile_db``: each transient case ends with a stored token."""
+    monkeypatch.setenv("AIRFLOW_CONN_PARKMOBILE_DB", empty_token_table.connection_json())
+    return empty_token_table
+
+
+def store(token: TokenResponse, table: TokenDatabase) -> None:
+    """Store the token as the DAG's store task does, and check it is the one row in the table."""
+    assert TokenStore().store(token.access_token, expires_at=token.expires_at) is True
+    assert [row["token"] for row in table.rows()] == [token.access_token]
 
 
 def set_connection(monkeypatch: pytest.MonkeyPatch, **fields: Any) -> None:
@@ -96,36 +110,43 @@ def test_own_extras_are_not_sent_as_headers(monkeypatch: pytest.MonkeyPatch, sta
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 504, 408, 429])
-def test_transient_status_is_retried_until_a_token_arrives(
-    status: int, auth_env: pytest.MonkeyPatch, standin: Any, capfd: pytest.CaptureFixture[str]
+def test_transient_status_is_retried_until_a_token_is_stored(
+    status: int,
+    auth_env: pytest.MonkeyPatch,
+    standin: Any,
+    token_table: TokenDatabase,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     standin.script([{"status": status, "text": "busy"}, {"status": status, "text": "busy"}, OK])
 
     token = fetch()
+    store(token, token_table)
 
     assert token.access_token == standin.issued_tokens[-1]
     assert [r.status for r in standin.token_requests()] == [status, status, 200]
     assert attempt_lines(capfd) == [(1, f"HTTP {status}"), (2, f"HTTP {status}"), (3, "HTTP 200")]
 
 
-def test_dropped_connection_is_retried(
-    auth_env: pytest.MonkeyPatch, standin: Any, capfd: pytest.CaptureFixture[str]
+def test_dropped_connection_is_retried_until_a_token_is_stored(
+    auth_env: pytest.MonkeyPatch, standin: Any, token_table: TokenDatabase, capfd: pytest.CaptureFixture[str]
 ) -> None:
     standin.script([{"drop": True}, OK])
 
     token = fetch()
+    store(token, token_table)
 
     assert token.access_token == standin.issued_tokens[-1]
     assert len(standin.token_requests()) == 2
     assert attempt_lines(capfd) == [(1, "ConnectionError"), (2, "HTTP 200")]
 
 
-def test_read_timeout_is_retried(
-    auth_env: pytest.MonkeyPatch, standin: Any, capfd: pytest.CaptureFixture[str]
+def test_read_timeout_is_retried_until_a_token_is_stored(
+    auth_env: pytest.MonkeyPatch, standin: Any, token_table: TokenDatabase, capfd: pytest.CaptureFixture[str]
 ) -> None:
     standin.script([{"delay": 1.5, "issue": True}, OK])
 
     token = fetch(timeout=0.5)
+    store(token, token_table)
 
     assert token.access_token == standin.issued_tokens[-1]
     assert attempt_lines(capfd)[0] == (1, "ReadTimeout")
@@ -137,8 +158,8 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def test_refused_connection_is_retried_until_the_server_is_up(
-    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+def test_refused_connection_is_retried_until_a_token_is_stored(
+    monkeypatch: pytest.MonkeyPatch, token_table: TokenDatabase, capfd: pytest.CaptureFixture[str]
 ) -> None:
     from parkmobile_token.standin import StandInServer
 
@@ -159,13 +180,17 @@ def test_refused_connection_is_retried_until_the_server_is_up(
     assert outcomes[0] == "ConnectionError"
     assert outcomes[-1] == "HTTP 200"
     assert token.access_token in server.issued_tokens
+    store(token, token_table)
 
 
-def test_connect_timeout_is_retried(
-    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+def test_connect_timeout_is_retried_until_a_token_is_stored(
+    monkeypatch: pytest.MonkeyPatch, token_table: TokenDatabase, capfd: pytest.CaptureFixture[str]
 ) -> None:
+    from parkmobile_token.standin import StandInServer
+
     # A listener whose backlog is full: the kernel drops further SYNs, so connecting times out.
     listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", 0))
     listener.listen(0)
     fillers = []
@@ -175,48 +200,70 @@ def test_connect_timeout_is_retried(
         filler.connect_ex(listener.getsockname())
         fillers.append(filler)
     port = listener.getsockname()[1]
-    set_connection(monkeypatch, host="127.0.0.1", port=port, schema="https")
-    try:
-        with pytest.raises(TokenEndpointError) as raised:
-            fetch(FetchRetryPolicy(max_attempts=2, backoff_initial=0.05, jitter=0), timeout=0.3)
-    finally:
+    set_connection(monkeypatch, host="127.0.0.1", port=port, schema="http")
+    server = StandInServer(CLIENT_ID, CLIENT_SECRET, port=port, tls=False)
+
+    def clear_the_fault() -> None:
         for sock in [*fillers, listener]:
             sock.close()
+        server.start()
 
-    assert raised.value.retryable
-    assert [outcome for _, outcome in attempt_lines(capfd)] == ["ConnectTimeout", "ConnectTimeout"]
+    clearing = threading.Timer(1.0, clear_the_fault)
+    clearing.start()
+    try:
+        token = fetch(
+            FetchRetryPolicy(max_attempts=20, backoff_initial=0.1, backoff_max=0.2, jitter=0), timeout=0.3
+        )
+    finally:
+        clearing.join()
+        server.stop()
+
+    outcomes = [outcome for _, outcome in attempt_lines(capfd)]
+    assert outcomes[0] == "ConnectTimeout"
+    assert outcomes[-1] == "HTTP 200"
+    assert token.access_token in server.issued_tokens
+    store(token, token_table)
 
 
-def test_retry_after_seconds_is_honoured(auth_env: pytest.MonkeyPatch, standin: Any) -> None:
+def test_retry_after_seconds_is_honoured(
+    auth_env: pytest.MonkeyPatch, standin: Any, token_table: TokenDatabase
+) -> None:
     standin.script([{"status": 503, "headers": {"Retry-After": "1"}}, OK])
 
-    fetch()
+    token = fetch()
 
     first, second = standin.token_requests()
     assert (second.received_at - first.received_at).total_seconds() >= 0.95
+    store(token, token_table)
 
 
-def test_retry_after_http_date_is_honoured(auth_env: pytest.MonkeyPatch, standin: Any) -> None:
+def test_retry_after_http_date_is_honoured(
+    auth_env: pytest.MonkeyPatch, standin: Any, token_table: TokenDatabase
+) -> None:
 
     retry_at = format_datetime(
         utcnow().replace(microsecond=0) + __import__("datetime").timedelta(seconds=2), True
     )
     standin.script([{"status": 429, "headers": {"Retry-After": retry_at}}, OK])
 
-    fetch()
+    token = fetch()
 
     first, second = standin.token_requests()
     assert (second.received_at - first.received_at).total_seconds() >= 0.5
+    store(token, token_table)
 
 
-def test_retry_after_is_capped(auth_env: pytest.MonkeyPatch, standin: Any) -> None:
+def test_retry_after_is_capped(
+    auth_env: pytest.MonkeyPatch, standin: Any, token_table: TokenDatabase
+) -> None:
     standin.script([{"status": 503, "headers": {"Retry-After": "3600"}}, OK])
     started = time.monotonic()
 
-    fetch(FetchRetryPolicy(max_attempts=3, backoff_initial=0.05, jitter=0, retry_after_cap=0.3))
+    token = fetch(FetchRetryPolicy(max_attempts=3, backoff_initial=0.05, jitter=0, retry_after_cap=0.3))
 
     assert time.monotonic() - started < 5
     assert len(standin.token_requests()) == 2
+    store(token, token_table)
 
 
 def test_attempts_are_bounded_in_number(
