@@ -22,6 +22,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yaml"
 ENV_EXAMPLE = REPO_ROOT / ".env.example"
 TOKEN_DDL = "plugins/parkmobile_token/sql/pm_api_tokens.sql"
+HISTORY_DDL = "plugins/parkmobile_token/sql/pm_api_token_refreshes.sql"
 
 AIRFLOW_IMAGE = re.compile(r"apache/airflow:3\.3\.\d+(-python3\.\d+)?")
 # Compose interpolation: `$$` is an escaped dollar; otherwise ${NAME} with an optional
@@ -236,15 +237,16 @@ def test_api_server_is_published_on_localhost_only() -> None:
             assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} on every interface"
 
 
-def test_mysql_applies_the_token_ddl_from_the_repository_on_first_start() -> None:
+def test_mysql_applies_the_token_and_history_ddl_from_the_repository_on_first_start() -> None:
     mysql = load_compose()["services"]["mysql"]
     init_mounts = [
         volume.split(":")[0]
         for volume in mysql["volumes"]
         if volume.split(":")[1].startswith("/docker-entrypoint-initdb.d/")
     ]
-    assert init_mounts == [f"./{TOKEN_DDL}"]
-    assert (REPO_ROOT / TOKEN_DDL).is_file(), f"{TOKEN_DDL} is mounted but missing from the repository"
+    assert init_mounts == [f"./{TOKEN_DDL}", f"./{HISTORY_DDL}"]
+    for ddl in (TOKEN_DDL, HISTORY_DDL):
+        assert (REPO_ROOT / ddl).is_file(), f"{ddl} is mounted but missing from the repository"
 
 
 def test_mysql_keeps_the_parkmobile_database_in_a_named_volume_with_a_healthcheck() -> None:
