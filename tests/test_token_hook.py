@@ -492,3 +492,30 @@ def test_a_long_lock_name_is_hashed_to_fit_mysql(
     assert len(long_table.lock_name) == MAX_LOCK_NAME_LENGTH
     assert long_table.lock_name.startswith("parkmobile_token:")
     assert long_table.lock_name != other_table.lock_name
+
+
+def test_inline_refreshes_are_recorded_in_the_history_like_the_dags(
+    hook: ParkMobileTokenHook, empty_history_table: TokenDatabase, standin: Any
+) -> None:
+    from tests.conftest import history_rows
+
+    standin.script([{"status": 400, "json": {"error": "invalid_client"}}])
+    with pytest.raises(TokenUnavailableError):
+        hook.get_token()
+    token = hook.get_token()
+
+    failed, stored = history_rows(empty_history_table)
+    assert (failed["outcome"], failed["error_class"], failed["http_status"]) == (
+        "failed",
+        "invalid_client",
+        400,
+    )
+    assert failed["stored_at"] is None
+    assert (stored["outcome"], stored["run_id"], stored["fingerprint"]) == (
+        "stored",
+        "inline",
+        fingerprint(token),
+    )
+    assert stored["stored_at"] is not None
+    assert stored["lifetime_s"] == 3600
+    assert token not in json.dumps([failed, stored], default=str)

@@ -18,8 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 
-from parkmobile_token.clock import fingerprint, isoformat_z
-from parkmobile_token.config import DEFAULT_AUTH_CONN_ID, DEFAULT_DB_CONN_ID, DEFAULT_ENDPOINT, DEFAULT_TABLE
+from parkmobile_token.clock import fingerprint, isoformat_z, utcnow
+from parkmobile_token.config import (
+    DEFAULT_AUTH_CONN_ID,
+    DEFAULT_DB_CONN_ID,
+    DEFAULT_ENDPOINT,
+    DEFAULT_HISTORY_TABLE,
+    DEFAULT_TABLE,
+)
 from parkmobile_token.exceptions import ParkMobileTokenError
 from parkmobile_token.store import TokenStore
 
@@ -106,6 +112,7 @@ class ParkMobileTokenHook(BaseHook):
         scope: str | None = None,
         endpoint: str = DEFAULT_ENDPOINT,
         retry_policy: FetchRetryPolicy | None = None,
+        history_table: str = DEFAULT_HISTORY_TABLE,
     ) -> None:
         super().__init__()
         if margin < 0:
@@ -121,6 +128,7 @@ class ParkMobileTokenHook(BaseHook):
         self.scope = scope
         self.endpoint = endpoint
         self.retry_policy = retry_policy
+        self.history_table = history_table
         self._mysql_hook: MySqlHook | None = None
         self._conn: Any = None
 
@@ -191,11 +199,59 @@ class ParkMobileTokenHook(BaseHook):
         auth = ParkMobileAuthHook(self.http_conn_id, retry_policy=self.retry_policy)
         # The token must outlive both the margin and the cleanup window, or it is of no use.
         min_lifetime = max(self.margin, self.store.cleanup_window)
-        token = auth.fetch_token(self.endpoint, scope=self.scope, min_lifetime=min_lifetime)
-        self._store(token)
+        attempted_at, started = utcnow(), time.monotonic()
+        try:
+            token = auth.fetch_token(self.endpoint, scope=self.scope, min_lifetime=min_lifetime)
+        except ParkMobileTokenError as err:
+            self._record_attempt(
+                attempted_at,
+                started,
+                outcome="failed",
+                http_status=getattr(err, "status", None),
+                error_class=getattr(err, "error_class", None) or type(err).__name__,
+            )
+            raise
+        stored = self._store(token)
+        self._record_attempt(attempted_at, started, outcome="stored" if stored else "fetched", token=token)
         return token.access_token
 
-    def _store(self, token: TokenResponse) -> None:
+    def _record_attempt(
+        self,
+        attempted_at: datetime,
+        started: float,
+        *,
+        outcome: str,
+        token: TokenResponse | None = None,
+        http_status: int | None = None,
+        error_class: str | None = None,
+    ) -> None:
+        """Record an inline refresh in the history, as the DAG's runs are; never fail because of it."""
+        from parkmobile_token.history import RefreshHistory, RefreshRecord
+
+        record = RefreshRecord(
+            attempted_at=attempted_at,
+            outcome=outcome,
+            run_id="inline",
+            http_status=http_status,
+            error_class=error_class,
+            latency_ms=round((time.monotonic() - started) * 1000),
+            lifetime_s=token.expires_in if token else None,
+            expires=token.expires_at if token else None,
+            fingerprint=token.fingerprint if token else None,
+            stored_at=utcnow() if outcome == "stored" else None,
+        )
+        try:
+            RefreshHistory(self.mysql_conn_id, self.history_table).record(record)
+        # Best effort, like the DAG's own history writes: the refresh matters more than its record.
+        except Exception as err:
+            self.log.warning(
+                "Could not record the inline refresh in %s (%s, error %s)",
+                self.history_table,
+                type(err).__name__,
+                _error_code(err),
+            )
+
+    def _store(self, token: TokenResponse) -> bool:
         try:
             inserted = self.store.store(
                 token.access_token,
@@ -215,7 +271,7 @@ class ParkMobileTokenHook(BaseHook):
                 type(err).__name__,
                 _error_code(err),
             )
-            return
+            return False
         self.log.info(
             "Refreshed token inline on connection %r: fingerprint %s, expires %s, %s in %s",
             self.http_conn_id,
@@ -224,6 +280,7 @@ class ParkMobileTokenHook(BaseHook):
             "stored" if inserted else "already stored",
             self.table,
         )
+        return True
 
     def _still_valid_after(self, failure: BaseException | None) -> str:
         """Return a token that has not expired yet, with a warning; raise when there is none."""
