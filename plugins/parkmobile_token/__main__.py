@@ -196,13 +196,7 @@ def _summary_report(summary: HistorySummary) -> dict[str, Any]:
     return {
         "window_start": isoformat_z(summary.start),
         "window_end": isoformat_z(summary.end),
-        "attempts": summary.attempts,
-        "stored": summary.stored,
-        "fetched_not_stored": summary.fetched_not_stored,
-        "failed": summary.failed,
-        "short_lifetime": summary.short_lifetime,
-        "success_rate": summary.success_rate,
-        "latency_ms": summary.latency_ms,
+        **summary.attempt_figures(),
         "coverage": summary.coverage,
     }
 

@@ -132,6 +132,18 @@ class HistorySummary:
     latency_ms: dict[str, float | None]
     coverage: float
 
+    def attempt_figures(self) -> dict[str, Any]:
+        """Return the attempt counts, success rate and latency percentiles, as reports show them."""
+        return {
+            "attempts": self.attempts,
+            "stored": self.stored,
+            "fetched_not_stored": self.fetched_not_stored,
+            "failed": self.failed,
+            "short_lifetime": self.short_lifetime,
+            "success_rate": self.success_rate,
+            "latency_ms": self.latency_ms,
+        }
+
 
 # -- pure figures ---------------------------------------------------------------------------------
 

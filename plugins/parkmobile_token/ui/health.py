@@ -328,13 +328,7 @@ def _period_json(period: PeriodHealth) -> dict[str, Any]:
             {"start": iso(low), "end": iso(high), "seconds": round((high - low).total_seconds(), 3)}
             for low, high in period.gaps
         ],
-        "attempts": summary.attempts,
-        "stored": summary.stored,
-        "fetched_not_stored": summary.fetched_not_stored,
-        "failed": summary.failed,
-        "short_lifetime": summary.short_lifetime,
-        "success_rate": summary.success_rate,
-        "latency_ms": summary.latency_ms,
+        **summary.attempt_figures(),
         "windows": [
             {
                 "fingerprint": window.fingerprint,
